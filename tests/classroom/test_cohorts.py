@@ -137,6 +137,13 @@ def test_roster_csv_all_or_nothing() -> None:
     with pytest.raises(ForgeError) as bidi:
         parse_roster("lea\nann\u202e\u200bx\x9b\u2028y\n".encode())
     assert '"ann??x??y"' in bidi.value.message
+    # A file that is not UTF-8 names the line of its first such byte (it said line 1
+    # wherever the accent was).
+    with pytest.raises(ForgeError) as latin:
+        parse_roster(b"subject\nlea\nb\xe9b\n")
+    assert latin.value.message.startswith("csv: line 3: not UTF-8 text (byte 13)"), \
+        latin.value.message
+    assert latin.value.details[0]["line"] == 3
     with pytest.raises(ForgeError) as big:
         parse_roster(b"a" * (300 * 1024))
     assert big.value.status == 413

@@ -145,8 +145,12 @@ def parse_roster(data: bytes) -> list[str]:
                          [{"field": "file", "limit_bytes": MAX_BYTES}])
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _bad(1, "the file is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        # The line of the first byte that is not UTF-8 (it said line 1 wherever it was: an
+        # instructor looked for an accent on the header line of a 500-line export).
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _bad(line, f"not UTF-8 text (byte {exc.start}); save the file as "
+                         "UTF-8") from None
     subjects: list[tuple[int, str]] = []  # (line, subject)
     bad: list[_BadLine] = []  # the first MAX_LINES_SHOWN of `count` bad lines
     count = 0
