@@ -52,23 +52,36 @@ def grade_posted(db: Database, scenario_id: str) -> None:
             row.attempts += 1
 
 
-def grade_retry(db: Database, scenario_id: str, error: str, *, final: bool = False) -> None:
+def grade_retry(db: Database, scenario_id: str, error: str, *,
+                final: bool = False) -> datetime | None:
     """The post failed: try again later (backoff doubling up to an hour), or give up
     (`final`: the platform refused the grade itself; or MAX_ATTEMPTS posts made; or the
-    grade is older than MAX_AGE); the reason is kept for operators (`forge lti retry`)."""
+    grade is older than MAX_AGE); the reason is kept for operators (`forge lti retry`).
+    When it is tried again (None: not)."""
     with db.session() as sess:
         row = sess.get(LtiGradePost, scenario_id)
         if row is None:
-            return
+            return None
         row.attempts += 1
         row.last_error = error[:300]
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(
             tzinfo=UTC)
         if final or row.attempts >= MAX_ATTEMPTS or datetime.now(UTC) - created > MAX_AGE:
             row.state = FAILED
-            return
+            return None
         delay = min(MAX_BACKOFF, timedelta(seconds=FIRST_BACKOFF_S * 2 ** min(row.attempts, 12)))
         row.next_at = datetime.now(UTC) + delay
+        return row.next_at
+
+
+def grade_deferred(db: Database, scenario_id: str, until: datetime, error: str) -> None:
+    """Not posted this round because its platform just failed another grade's post: tried
+    again at `until` (that grade's retry), no post counted (none was made)."""
+    with db.session() as sess:
+        row = sess.get(LtiGradePost, scenario_id)
+        if row is not None and row.state == PENDING:
+            now_at = row.next_at if row.next_at.tzinfo else row.next_at.replace(tzinfo=UTC)
+            row.next_at, row.last_error = max(now_at, until), error[:300]
 
 
 def grade_of(db: Database, scenario_id: str) -> LtiGradePost | None:

@@ -113,10 +113,14 @@ class GradePoster:
             await asyncio.to_thread(lti_grade_outbox.settle_owed, self.db, cohort_id)
 
     async def post_due(self, client: PlatformClient) -> int:
-        """Post every grade whose time has come; the number posted."""
+        """Post every grade whose time has come; the number posted. A platform that fails
+        a post (down, timing out, refusing our token) is not called again this round: its
+        other grades wait for that one's retry, so one LMS that times out (10 s a call)
+        does not hold every other LMS's grades for minutes a round, nor is it hammered."""
         posted = 0
         await self.settle_waiting()
         due = await asyncio.to_thread(lti_grade_posts.due_grades, self.db, datetime.now(UTC))
+        failing: dict[str, tuple[datetime, str]] = {}  # platform: (its retry, why)
         for row in due:
             platform = self.registry.platforms.get(row.platform)
             if platform is None:
@@ -124,14 +128,22 @@ class GradePoster:
                                         f"platform {row.platform} is no longer registered",
                                         final=True)
                 continue
+            if row.platform in failing:
+                until, why = failing[row.platform]
+                await asyncio.to_thread(lti_grade_posts.grade_deferred, self.db,
+                                        row.scenario_id, until, why)
+                continue
             try:
                 await client.post_score(platform, row.lineitem, row.lti_user, row.score_given,
                                         row.score_maximum, row.timestamp)
             except LtiCallFailed as exc:
                 log.warning("lti grade of %s not posted (%s): %s", row.scenario_id,
                             "given up" if exc.final else "will retry", exc)
-                await asyncio.to_thread(lti_grade_posts.grade_retry, self.db, row.scenario_id,
-                                        str(exc), final=exc.final)
+                retry = await asyncio.to_thread(lti_grade_posts.grade_retry, self.db,
+                                                row.scenario_id, str(exc), final=exc.final)
+                if retry is not None:
+                    failing[row.platform] = (retry, f"waiting: another grade's post to "
+                                                    f"platform {row.platform} failed ({exc})")
                 continue
             await asyncio.to_thread(lti_grade_posts.grade_posted, self.db, row.scenario_id)
             log.info("lti grade of %s posted to %s", row.scenario_id, platform.name)
