@@ -167,3 +167,7 @@ async def test_a_failing_platform_is_called_once_a_round_and_holds_no_other(
         assert grade.last_error == ("waiting: another grade's post to platform down failed "
                                     "(token endpoint answered HTTP 401)")
     assert lti_grade_posts.due_grades(db, datetime.now(UTC)) == []
+    # When they come due with it, the grades held back go first: one line item that keeps
+    # failing does not hold its platform's other grades until it is given up.
+    due = lti_grade_posts.due_grades(db, tried.next_at.replace(tzinfo=UTC))
+    assert [g.scenario_id for g in due][-1] == tried.scenario_id and len(due) == 3

@@ -33,12 +33,15 @@ def best_posted(sess: Session, assignment_id: str, subject: str) -> float | None
 
 def due_grades(db: Database, now: datetime, limit: int = 20) -> list[LtiGradePost]:
     """Grades to post now (pending, where they go known, their retry time reached),
-    oldest first."""
+    oldest first; of those due at once, the least tried first (grades held back by another
+    grade's failed post go before it: a line item that keeps failing never holds its
+    platform's other grades for good)."""
     with db.read() as sess:
         rows = list(sess.scalars(select(LtiGradePost).where(
             LtiGradePost.state == PENDING, LtiGradePost.next_at <= now,
             LtiGradePost.lineitem != "", LtiGradePost.lti_user != "")
-            .order_by(LtiGradePost.next_at).limit(limit)))
+            .order_by(LtiGradePost.next_at, LtiGradePost.attempts,
+                      LtiGradePost.scenario_id).limit(limit)))
         sess.expunge_all()
         return rows
 
