@@ -283,3 +283,13 @@ def test_a_refused_parameter_is_named_as_the_client_sent_it(client: TestClient) 
         assert name in resp.json()["message"] and "query." not in resp.text, resp.text
     body = client.post("/v1/spawn", json={"track": 5}, headers=key).json()
     assert body["details"] == [{"field": "track", "problem": "Input should be a valid string"}]
+
+
+def test_a_401_names_how_to_authenticate(client: TestClient) -> None:
+    """A learner's 401 (no credentials, an unknown API key) had no `WWW-Authenticate`,
+    which RFC 9110 requires of every 401 (the operator's had one): it names Bearer, as
+    an API key is also taken as `Authorization: Bearer fgk_…`."""
+    for headers in ({}, {"x-api-key": "fgk_unknown"}, {"authorization": "Bearer fgk_x"}):
+        resp = client.get("/v1/tracks", headers=headers)
+        assert resp.status_code == 401, resp.text
+        assert resp.headers["www-authenticate"] == 'Bearer realm="forge"', headers

@@ -37,6 +37,9 @@ _STATUS_CODES = {
 }
 
 
+LEARNER_CHALLENGE = 'Bearer realm="forge"'
+
+
 def error_response(
     status: int,
     code: str,
@@ -44,8 +47,13 @@ def error_response(
     details: list[Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """A JSON error response in the shared shape."""
+    """A JSON error response in the shared shape. A 401 carries a challenge (RFC 9110
+    requires one; a learner's 401 had none, and some HTTP clients treat that answer as a
+    protocol error): the route's own, else `Bearer` (an API key is also taken as a
+    bearer token)."""
     body = {"error": code, "message": message, "details": details or []}
+    if status == 401 and not any(k.lower() == "www-authenticate" for k in headers or {}):
+        headers = {**(headers or {}), "WWW-Authenticate": LEARNER_CHALLENGE}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
