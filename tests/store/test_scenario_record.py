@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from forge.lifecycle.store import ScenarioNotFound, ScenarioRecord, load, set_details
+from forge.lifecycle.store import (
+    ScenarioNotFound,
+    ScenarioRecord,
+    history,
+    load,
+    record_move,
+    set_details,
+)
 from forge.store import Database, upgrade
 from forge.store.models import Scenario
 
@@ -106,3 +113,51 @@ def test_a_status_read_goes_to_the_driver_on_sqlite(tmp_path: Path) -> None:
         db.dispose()
     assert record.state == "pending" and record.details == {}
     assert not [s for s in seen if "SELECT" in s]
+
+
+def test_a_move_runs_on_the_driver_and_stores_what_core_stored(db_url: str) -> None:
+    """A lab moves 4-5 times, each a locked read, the row's update and its history row: all
+    three through the driver on SQLite (forge.store.prepared; Core's execution was about half
+    a move's CPU). What they store is the columns given, the details merged one level, the
+    history row."""
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        now = datetime.now(UTC)
+        sid = "scn-00000000000000cc"
+        with db.session() as sess:
+            sess.add(Scenario(
+                scenario_id=sid, request_id="req-4", tenant_id="tenant-a",
+                subject="learner-1", track="netplus", template_id="netplus-basics",
+                plan="PRO", state="pending", created_at=now, updated_at=now,
+                details={"attempt": 1, "keep": True}))
+        expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        with sql_statements(db) as seen:
+            launched = record_move(db, sid, "launching", "launching", updates={
+                "template_sha256": "ab" * 32, "node_id": "node-1", "node_url": None},
+                details={"attempt": 2, "hosts": {"web": {"lan": "10.0.0.2"}}})
+            ran = record_move(db, sid, "running", "lab running",
+                              with_move=lambda _conn, _before: {"expires_at": expires})
+        record = load(db, sid)
+        assert (launched.from_state, launched.to_state, ran.from_state) == (
+            "pending", "launching", "launching")
+        assert (launched.tenant_id, launched.subject, launched.track) == (
+            "tenant-a", "learner-1", "netplus")
+        assert (record.state, record.state_reason, record.template_sha256, record.node_id,
+                record.node_url) == ("running", "lab running", "ab" * 32, "node-1", None)
+        assert record.details == {"attempt": 2, "keep": True,
+                                  "hosts": {"web": {"lan": "10.0.0.2"}}}
+        assert record.expires_at is not None
+        assert record.expires_at.replace(tzinfo=UTC) == expires
+        assert record.updated_at.replace(tzinfo=UTC) == ran.at
+        assert history(db, sid) == [
+            {"from": "pending", "to": "launching", "reason": "launching",
+             "at": launched.at.replace(tzinfo=None).isoformat()
+             if db_url.startswith("sqlite") else launched.at.isoformat()},
+            {"from": "launching", "to": "running", "reason": "lab running",
+             "at": ran.at.replace(tzinfo=None).isoformat()
+             if db_url.startswith("sqlite") else ran.at.isoformat()}]
+    finally:
+        db.dispose()
+    if db_url.startswith("sqlite"):  # PostgreSQL's go through exec_driver_sql, seen by Core
+        assert not [s for s in seen if s.split()[0] in ("SELECT", "UPDATE", "INSERT")], seen
