@@ -12,14 +12,19 @@ gone, the row untouched): the orchestrator here runs inside the test process.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import update
 
 from forge.lifecycle import states
 from forge.lifecycle.ending import ENDING_FILE, ending_of, record_ending
 from forge.runtime.local.netns import remove_netns
 from forge.scenario_paths import scenario_dir
+from forge.services.orchestrator import grade_lab
 from forge.store.models import Scenario
 
+from ..support.postgres import PostgresCluster, set_read_only
 from .conftest import OPERATOR, MakeOrch, Orch, running_lab, spawn_event
 
 
@@ -84,3 +89,31 @@ def test_a_redelivered_spawn_ends_a_deleted_launch_instead_of_building_it(orch: 
     row = orch.wait_state(sid, states.DELETED, states.RUNNING, timeout=30)
     assert (row.state, row.state_reason) == (states.DELETED, "deleted on request")
     assert sid not in {i.lab_id for i in orch.runtime.list()}
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_delete_the_store_cut_short_is_finished_by_the_reaper(
+        orch: Orch, postgres_cluster: PostgresCluster, db_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store stopped taking writes (a failover) between the lab's teardown and the
+    row's end: the delete is 503 and the row still `running`. Before, nothing finished it
+    until its deadline, then the reaper graded the torn-down lab and failed it ("the lab
+    was lost during grading"): the learner who deleted it found a failure on record."""
+    sid = running_lab(orch)
+    real = grade_lab.teardown_lab
+
+    def teardown_then_failover(state: Any, scenario_id: str) -> None:
+        real(state, scenario_id)
+        set_read_only(postgres_cluster, db_url, True)
+
+    monkeypatch.setattr(grade_lab, "teardown_lab", teardown_then_failover)
+    with orch.client() as c:
+        got = c.delete(f"/v1/scenarios/{sid}", headers=OPERATOR)
+    monkeypatch.setattr(grade_lab, "teardown_lab", real)
+    set_read_only(postgres_cluster, db_url, False)
+    assert got.status_code == 503, got.text
+    assert got.json()["error"] == "store_unavailable"
+    assert orch.row(sid).state == states.RUNNING  # nothing of the end recorded
+    row = orch.wait_state(sid, states.DELETED, states.FAILED, timeout=30)
+    assert (row.state, row.state_reason) == (states.DELETED, "deleted on request")
+    assert ending_of(orch.settings.storage_root, sid) is None

@@ -28,14 +28,13 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from forge.entitlements.grants import grant
 from forge.store import db_engine
 from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
 
 from ..services.conftest import SECRETS
-from ..support.postgres import PostgresCluster, database_name, running_cluster
+from ..support.postgres import PostgresCluster, database_name, running_cluster, set_read_only
 from .conftest import MakeSpawn
 from .outage_drill import spawn_across_outage
 from .test_spawn_api import count, key_for, spawn
@@ -67,17 +66,6 @@ def _stopped(cluster: PostgresCluster) -> Iterator[None]:
         cluster.start_server()
 
 
-def _set_read_only(cluster: PostgresCluster, url: str, on: bool) -> None:
-    """The database's default for new sessions, and its sessions ended so that the
-    service's pool (pre-pinged) reconnects into it, as after a failover."""
-    name = sql.Identifier(database_name(url))
-    with cluster.admin() as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}")
-                     .format(name, sql.SQL("on" if on else "off")))
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = %s AND pid <> pg_backend_pid()", [database_name(url)])
-
-
 def test_a_read_only_postgres_fails_readiness_and_a_spawn_is_503(
         make_spawn: MakeSpawn, postgres_cluster: PostgresCluster, db_url: str) -> None:
     env = make_spawn()
@@ -85,7 +73,7 @@ def test_a_read_only_postgres_fails_readiness_and_a_spawn_is_503(
     headers = key_for(env)
     operator = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
     with env.client() as client:
-        _set_read_only(postgres_cluster, db_url, True)
+        set_read_only(postgres_cluster, db_url, True)
         ready = client.get("/readyz", headers=operator)
         assert ready.status_code == 503, ready.text
         assert "store" in ready.json()["failed"]
@@ -94,7 +82,7 @@ def test_a_read_only_postgres_fails_readiness_and_a_spawn_is_503(
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"] == "store_unavailable"
         assert refused.headers["retry-after"] == "5"
-        _set_read_only(postgres_cluster, db_url, False)
+        set_read_only(postgres_cluster, db_url, False)
         assert client.get("/readyz", headers=operator).json()["checks"]["store"]["ok"]
         again = spawn(client, headers, request_id="req-pg-read-only-1")
         assert again.status_code in (201, 202), again.text

@@ -151,3 +151,14 @@ def running_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def set_read_only(cluster: PostgresCluster, url: str, on: bool) -> None:
+    """The database's default for new sessions, and its sessions ended so that the
+    service's pool (pre-pinged) reconnects into it, as after a failover."""
+    name = sql.Identifier(database_name(url))
+    with cluster.admin() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}")
+                     .format(name, sql.SQL("on" if on else "off")))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", [database_name(url)])

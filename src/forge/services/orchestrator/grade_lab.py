@@ -388,10 +388,14 @@ async def end_without_grading(state: OrchestratorState, scenario_id: str, target
             # Kept until the row records it: a restart after a crash in the teardown
             # finishes this end (resume_after_restart), not a "damaged while down" failure.
             await state.blocking(record_ending, root, scenario_id, target, reason)
+            # Until the row records it: a store outage from here on leaves the lab torn
+            # down under a `running` row, which the reaper then ends as asked.
+            state.ends_under_way.add(scenario_id)
         await state.blocking(teardown_lab, state, scenario_id)
         moved = await state.blocking(
             lambda: move(state.ctx.db, root, scenario_id, target, reason)
         )
         await state.blocking(forget_ending, root, scenario_id)
+        state.ends_under_way.discard(scenario_id)
         await state.announce_end(moved)
         return target

@@ -64,11 +64,13 @@ async def destroy(state: OrchestratorState, scenario_id: str, reason: str) -> st
         why = f"destroyed by an operator: {reason}"
         if row.state in (states.LAUNCHING, states.RUNNING):  # finished by a restart if cut
             await state.blocking(record_ending, root, scenario_id, target, why)
+            state.ends_under_way.add(scenario_id)  # the reaper's, should the store fail
         await state.blocking(teardown_lab, state, scenario_id)
         if row.state in states.TERMINAL:
             return row.state
         moved = await state.blocking(
             lambda: move(state.ctx.db, root, scenario_id, target, why))
         await state.blocking(forget_ending, root, scenario_id)
+        state.ends_under_way.discard(scenario_id)
         await state.announce_end(moved)
         return target

@@ -123,7 +123,7 @@ async def reap_once(state: OrchestratorState) -> int:
             await notice_unnoticed(state, after_start=after_start)
         except Exception:
             log.exception("ended notices could not be checked")
-    handled = 0
+    handled = await _finish_ends_cut_short(state)
     for scenario_id, current in await state.blocking(_due, state, datetime.now(UTC)):
         if current != states.RUNNING and state.lock_for(scenario_id).locked():
             continue
@@ -143,6 +143,28 @@ async def reap_once(state: OrchestratorState) -> int:
         except Exception:
             log.exception("reaper could not handle %s", scenario_id)
     return handled
+
+
+async def _finish_ends_cut_short(state: OrchestratorState) -> int:
+    """Finish the ends this process kept and began but could not record (the store failed
+    between the lab's teardown and the row's move): each ends as asked, as after a crash
+    (`resume_after_restart`), not left `running` without its lab until its deadline
+    graded it and failed it as lost. Returns how many were ended."""
+    ended = 0
+    for scenario_id in sorted(state.ends_under_way):
+        if state.lock_for(scenario_id).locked():
+            continue  # under way right now
+        try:
+            ending = await state.blocking(ending_of, state.settings.storage_root,
+                                          scenario_id)
+            if ending is not None:
+                await end_without_grading(state, scenario_id, *ending)
+                ended += 1
+            state.ends_under_way.discard(scenario_id)
+        except Exception:
+            log.exception("reaper could not finish the end of %s; it tries again",
+                          scenario_id)
+    return ended
 
 
 def _reconciled_here(state: OrchestratorState, scenario_id: str, node_id: str | None,

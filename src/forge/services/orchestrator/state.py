@@ -65,6 +65,9 @@ class OrchestratorState:
     # scenario rows the reaper could not judge, each logged once (at most
     # reaper.MAX_SKIPPED_NAMED are remembered)
     reaper_skipped: set[str] = field(default_factory=set)
+    # scenarios whose end (a delete, an expiry, an operator's destroy) was kept and begun
+    # here but not yet recorded: one the store cut short is finished by the reaper
+    ends_under_way: set[str] = field(default_factory=set)
     # monotonic time of the reaper's last look for lost `ended` notices (-inf: not yet)
     unnoticed_checked_at: float = float("-inf")
     # `ended` notices the reaper published again (`end_notices.notice_unnoticed`), when metered
