@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from forge.evidence.artifact_store import COMPLETION_FILE, EVIDENCE_DIR
+from forge.evidence.artifact_store import COMPLETION_FILE, EVIDENCE_DIR, GRADED_FILE
 from forge.services.orchestrator import grade_lab
 
 from ..orchestrator.conftest import (  # noqa: F401  (fixtures)
@@ -42,13 +42,14 @@ def test_a_stored_grading_is_unreadable_to_other_local_users(orch: Orch) -> None
 
     scenario = orch.settings.storage_root / "scenarios" / sid
     completion = scenario / COMPLETION_FILE
+    graded = scenario / GRADED_FILE  # kept before the audit entry: the same secrets
     outputs = sorted((scenario / EVIDENCE_DIR).iterdir())
-    assert secret in completion.read_text() and outputs  # what there is to steal
+    assert secret in completion.read_text() and secret in graded.read_text() and outputs  # what there is to steal
     assert any(secret.encode() in p.read_bytes() for p in outputs)
-    for path in [completion, *outputs]:
+    for path in [completion, graded, *outputs]:
         read = _as_nobody("cat", str(path))
         assert read.returncode != 0 and secret.encode() not in read.stdout, path
     listed = _as_nobody("ls", str(scenario / EVIDENCE_DIR))
     assert listed.returncode != 0 and not listed.stdout
-    for path in [completion, *outputs, *Path(scenario).glob("*.live.json")]:
+    for path in [completion, graded, *outputs, *Path(scenario).glob("*.live.json")]:
         assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))

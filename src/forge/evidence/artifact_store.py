@@ -46,13 +46,16 @@ TOMBSTONE_PREFIX = ".deleting-"
 PACK_FILE = "evidence.pack"
 EVIDENCE_DIR = "evidence"
 COMPLETION_FILE = "completion.json"
+# A grading's completion kept before its audit entry (`orchestrator.graded_once`).
+GRADED_FILE = "graded.json"
 # The node's terminal recordings (`forge.runtime.recording`) and the live checks' kept
 # outcomes (`forge.grading.live_record`) go with the raw evidence too, and so does what a
 # crash left half-written of the files replaced whole (`forge.durable`).
 _LIVE_RECORD = record_path(Path(EVIDENCE_DIR)).name
 SIGNATURE_NAMES = (SIG_NAME, PUB_NAME)  # what `forge keys resign` replaces, nothing else
 RAW_EVIDENCE = (PACK_FILE, tmp_name(PACK_FILE), EVIDENCE_DIR, COMPLETION_FILE,
-                tmp_name(COMPLETION_FILE), "recordings", _LIVE_RECORD, tmp_name(_LIVE_RECORD))
+                tmp_name(COMPLETION_FILE), GRADED_FILE, tmp_name(GRADED_FILE), "recordings",
+                _LIVE_RECORD, tmp_name(_LIVE_RECORD))
 
 
 def discard_raw_evidence(scenario_dir: Path) -> None:

@@ -49,6 +49,7 @@ from forge.services.orchestrator.evidence_ship import (
     upload_pack,
 )
 from forge.services.orchestrator.failure_reason import failure
+from forge.services.orchestrator.graded_once import evidence_hashes, keep_grading, kept_grading
 from forge.services.orchestrator.restored_store import complete_as_logged, logged_completion
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
@@ -98,11 +99,6 @@ def _result_dict(result: CheckResult) -> dict[str, Any]:
 def _digests(files: dict[str, bytes]) -> dict[str, str]:
     """sha256 of each terminal recording, written into the audit log's completion entry."""
     return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
-
-
-def _evidence_hashes(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.iterdir()) if p.is_file()}
 
 
 def build_payload(row: ScenarioRow, results: list[CheckResult], reason: str,
@@ -164,21 +160,27 @@ def graded_reason(reason: str, expires_at: datetime | None,
 def _grade_and_store(state: OrchestratorState, scenario_id: str,
                      reason: str) -> ScenarioCompletedV1:
     row = load(state.ctx.db, scenario_id)
-    loaded = state.registry.get(row.template_id)
-    rendered = render(loaded.template, row.details.get("variables", {}))
-    evidence_dir = scenario_dir(state, scenario_id) / EVIDENCE_DIR
-    results = grade(state.runtime, scenario_id, rendered, evidence_dir)
-    completed_at = completion_time(row.details.get("started_at"), datetime.now(UTC))
-    event = build_payload(row, results, reason, _evidence_hashes(evidence_dir), completed_at)
+    folder = scenario_dir(state, scenario_id)
+    evidence_dir = folder / EVIDENCE_DIR
     casts = read_recordings(state.settings.storage_root, scenario_id)
     slog = scenario_log(state.settings.storage_root, scenario_id)
-    slog.append(
-        "scenario.completed",
-        {"reason": reason, "checks": len(results), "passed": sum(r.passed for r in results),
-         "evidence": event.evidence,
-         "variables_sha256": values_digest(event.variables),
-         **({"recordings": _digests(casts)} if casts else {})},
-    )
+    # A grading cut short after its audit entry is finished as recorded, not run again.
+    event = kept_grading(folder, slog.read_through("scenario.completed"))
+    if event is None:
+        loaded = state.registry.get(row.template_id)
+        rendered = render(loaded.template, row.details.get("variables", {}))
+        results = grade(state.runtime, scenario_id, rendered, evidence_dir)
+        completed_at = completion_time(row.details.get("started_at"), datetime.now(UTC))
+        event = build_payload(row, results, reason, evidence_hashes(evidence_dir),
+                              completed_at)
+        keep_grading(folder, event)
+        slog.append(
+            "scenario.completed",
+            {"reason": event.completion_reason, "checks": len(results),
+             "passed": sum(r.passed for r in results), "evidence": event.evidence,
+             "variables_sha256": values_digest(event.variables),
+             **({"recordings": _digests(casts)} if casts else {})},
+        )
     # The node owns the scenario's audit log until now; its prefix through this entry and
     # the full outputs travel to the scoreboard with the event (inline or Object Store).
     audit = slog.read_through("scenario.completed") or b""
@@ -187,9 +189,9 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
     # Both files are the orchestrator's alone (replace_file: 0600): they carry the lab's
     # variables (its answers), the learner's tokens and their terminal recordings.
     if "evidence_object" in transport:
-        replace_file(scenario_dir(state, scenario_id) / PACK_FILE, pack)
-    event = build_payload(row, results, reason, event.evidence, completed_at, transport)
-    replace_file(scenario_dir(state, scenario_id) / COMPLETION_FILE,
+        replace_file(folder / PACK_FILE, pack)
+    event = parse(ScenarioCompletedV1, {**payload(event), **transport})
+    replace_file(folder / COMPLETION_FILE,
                  json.dumps(payload(event), sort_keys=True).encode())
     return event
 
