@@ -88,11 +88,12 @@ async def test_a_late_delivery_to_a_parked_worker_is_handled_once(
 
 async def test_parked_workers_send_no_pull_requests(nats_server: NatsServer,
                                                     publisher: Publisher) -> None:
-    """While idle only the first worker renews a pull: a parked worker looks at its own
-    queue each park period and finds only the server's "408 Request Timeout" notice of its
-    last pull there (one arrives after every idle pull), which is not a reason to fetch.
-    Each parked worker used to renew a pull every park period; 14 of them were two thirds
-    of an idle orchestrator's requests to nats-server (issue 19 item 5)."""
+    """While idle only the first worker renews a pull, and a parked worker sets no timer:
+    the server's "408 Request Timeout" notice of its last pull (one arrives after every
+    idle pull), which the first worker finds in its queue, is not a reason to fetch. Each
+    parked worker used to renew a pull every park period (14 of them were two thirds of an
+    idle orchestrator's requests to nats-server), then to wake every park period to look at
+    its own queue (1.3 wake-ups a second of an idle orchestrator; issue 19 item 5)."""
     fetching: dict[int, int] = {}
     original = JetStreamContext.PullSubscription.fetch
 
@@ -100,8 +101,18 @@ async def test_parked_workers_send_no_pull_requests(nats_server: NatsServer,
         fetching[id(self)] = fetching.get(id(self), 0) + 1
         return await original(self, *args, **kwargs)
 
+    loop = asyncio.get_running_loop()
+    timers: dict[str, int] = {}
+    call_at = loop.call_at
+
+    def timer_counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        name = task.get_name() if task is not None else ""
+        timers[name] = timers.get(name, 0) + 1
+        return call_at(when, callback, *args, **kwargs)
+
     recorder = Recorder()
-    # ack_wait 0.6 s: a parked worker looks at its queue every 0.2 s
+    # ack_wait 0.6 s: a parked worker used to look at its queue every 0.2 s
     consumer = make_consumer(nats_server, recorder, fetch_timeout=0.1, concurrency=4,
                              ack_wait=0.6)
     JetStreamContext.PullSubscription.fetch = counted  # type: ignore[method-assign]
@@ -110,12 +121,19 @@ async def test_parked_workers_send_no_pull_requests(nats_server: NatsServer,
         await wait_until(lambda: len(fetching) == 4, timeout=30)  # every worker pulled once
         await asyncio.sleep(1.0)  # all but the first park
         before = dict(fetching)
+        loop.call_at = timer_counted  # type: ignore[method-assign]
         await asyncio.sleep(2.0)  # ten park periods
+        loop.call_at = call_at  # type: ignore[method-assign]
         renewed = {sub for sub, n in fetching.items() if n > before[sub]}
         assert len(renewed) == 1, (before, fetching)  # the first worker's pull only
+        parked = {name: n for name, n in timers.items()
+                  if "-worker-" in name and not name.endswith("-worker-0")}
+        assert parked == {}, timers  # no parked worker woke on a timer
+        assert any(name.endswith("-worker-0") for name in timers), timers  # it was idle
         # and a message still reaches a handler at once, then every worker is awake again
         await publisher.publish(SPAWN_REQUESTED, {"id": 1}, msg_id="after-idle")
         await wait_until(lambda: len(recorder.events) == 1, timeout=30)
     finally:
         JetStreamContext.PullSubscription.fetch = original  # type: ignore[method-assign]
+        loop.call_at = call_at  # type: ignore[method-assign]
         await consumer.stop()

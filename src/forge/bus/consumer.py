@@ -38,10 +38,9 @@ from forge.bus.worker_parking import (
     GATE_POLL_S,
     IDLE_FETCH_S,
     IDLE_REFRESH_S,
-    PARK_S,
     FetchGate,
     late_delivery,
-    park,
+    parked_late_delivery,
 )
 
 log = logging.getLogger(__name__)
@@ -130,7 +129,6 @@ class DurableConsumer:
         # nothing while the first was not handling a message (idle); set again by any
         # message received or a backlog seen in the consumer's counts. Made in `start`.
         self._active = asyncio.Event()
-        self._park_s = min(PARK_S, ack_wait / 3)
         self._consumer_ready = False
         self._ensure_lock = asyncio.Lock()
         self._info_at = float("-inf")  # never (monotonic time starts near 0 at boot)
@@ -309,15 +307,14 @@ class DurableConsumer:
 
     async def _worker(self, index: int) -> None:
         """Fetch and handle until stopped. Worker 0 always keeps a fetch open (a message is
-        handed to it at once); the others park while the consumer is idle and are woken by
-        the first message it receives, so a burst still runs `concurrency` handlers; a
-        parked worker looks at its own queue every `PARK_S` and fetches only when a late
-        delivery is waiting there."""
+        handed to it at once); the others park while the consumer is idle, with no timer,
+        and are woken by the first message it receives (a burst still runs `concurrency`
+        handlers), a backlog in its counts, or a late delivery in a parked worker's own
+        queue, which worker 0 looks for each time its fetch ends empty."""
         while not self._stopping.is_set():
             if index and not self._active.is_set():
-                await park(self._active, self._park_s)
-                if not self._active.is_set() and not late_delivery(self._subs.get(index)):
-                    continue  # still idle, nothing in its own queue: no request (PARK_S)
+                await self._active.wait()
+                continue
             conn = self._conn
             if conn is None or not conn.ready:
                 await asyncio.sleep(min(self._reconnect_wait, 0.1))
@@ -342,7 +339,8 @@ class DurableConsumer:
                 self._subs[index] = sub
             msgs = await sub.fetch(1, timeout=self._fetch_timeout)
         except (TimeoutError, nats.errors.TimeoutError):
-            if late_delivery(sub):
+            if late_delivery(sub) or (index == 0 and not self._active.is_set()
+                                      and parked_late_delivery(self._subs)):
                 self._active.set()  # delivered just after the client stopped waiting
             elif index and 0 not in self._busy:  # idle, and worker 0 is there to fetch
                 self._active.clear()
