@@ -2,11 +2,13 @@
 deadline, a pending or launching one that has not moved for too long, a grading one whose
 completion is written but unpublished or that has stalled. The store returns only rows
 that may be due, so a class of labs before their deadline costs the pass nothing; the
-decisions are the same as reading every live row."""
+decisions are the same as reading every live row. A SQLite store with no live scenario is
+not read again until something is committed to it."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,10 +22,13 @@ from forge.services.orchestrator.reaper import (
     STUCK_GRADING,
     STUCK_LAUNCHING,
     _due,
+    due_now,
+    reap_once,
 )
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import Scenario
+from forge.store.sqlite_files import store_sqlite_file
 
 NOW = datetime.now(UTC)
 US = timedelta(microseconds=1)
@@ -138,3 +143,53 @@ def test_a_row_the_reaper_cannot_read_holds_back_no_other_lab(db_url: str,
         db.dispose()
     assert due == again == [(_id("run-expired"), states.RUNNING)]
     assert reaper.reaper_skipped == {"../../etc"}  # named once, by this orchestrator
+
+
+async def test_an_idle_store_is_not_read_again_until_a_commit(db_url: str,
+                                                              tmp_path: Path) -> None:
+    """With no live scenario in a SQLite store, reaper passes do not read it again until
+    something is committed (an idle orchestrator read it every 5 s, its largest idle
+    cost); a lab committed meanwhile is read at the next pass and expires at its deadline
+    as before. PostgreSQL: every pass reads."""
+    upgrade(db_url)
+    db = Database(db_url)
+    reads: list[int] = []
+    read = db.read
+
+    def counted() -> Any:
+        reads.append(1)
+        return read()
+
+    async def blocking(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    db.read = counted  # type: ignore[method-assign]
+    reaper = SimpleNamespace(ctx=SimpleNamespace(db=db), blocking=blocking,
+                             node=SimpleNamespace(node_id="n1", leader=True),
+                             settings=SimpleNamespace(storage_root=tmp_path),
+                             reaper_skipped=set(), reaper_version=None,
+                             reaper_saw_none=False, unnoticed_checked_at=time.monotonic())
+    sqlite = store_sqlite_file(db_url) is not None
+    try:
+        per_pass = []
+        for _ in range(3):  # an empty store
+            before = len(reads)
+            assert await reap_once(reaper) == 0  # type: ignore[arg-type]
+            per_pass.append(len(reads) - before)
+        assert per_pass[0] > 0
+        assert per_pass[1:] == ([0, 0] if sqlite else per_pass[:1] * 2)
+        with db.session() as sess:  # a lab before its deadline: read on every pass
+            _add(sess, "run-live", states.RUNNING, timedelta(minutes=1), timedelta(hours=1))
+        for _ in range(2):
+            before = len(reads)
+            assert await due_now(reaper) == []  # type: ignore[arg-type]
+            assert len(reads) > before
+        with db.session() as sess:
+            _add(sess, "run-expired", states.RUNNING, timedelta(minutes=30),
+                 -timedelta(seconds=1))
+        assert await due_now(reaper) == [  # type: ignore[arg-type]
+            (_id("run-expired"), states.RUNNING)]
+    finally:
+        if reaper.reaper_version is not None:
+            reaper.reaper_version.close()
+        db.dispose()

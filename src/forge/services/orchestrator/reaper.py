@@ -30,6 +30,7 @@ from forge.services.orchestrator.node import ROOM_NEEDED_BYTES
 from forge.services.orchestrator.restored_store import complete_as_logged, logged_completion
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import claim_adopted
+from forge.store.data_version import DataVersion
 from forge.store.models import Scenario
 from forge.store.timestamps import aware
 from forge_verify.score import SCENARIO_ID_RE
@@ -94,6 +95,36 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
     return due
 
 
+LIVE_STATES = (states.RUNNING, states.PENDING, states.LAUNCHING, states.GRADING)
+
+
+def _due_or_none_live(state: OrchestratorState,
+                      now: datetime) -> tuple[list[tuple[str, str]], bool]:
+    """`_due`, and whether the store holds no scenario in a state the reaper acts on."""
+    due = _due(state, now)
+    if due:
+        return due, False
+    with state.ctx.db.read() as sess:
+        live = sess.execute(select(Scenario.scenario_id)
+                            .where(Scenario.state.in_(LIVE_STATES)).limit(1)).first()
+    return due, live is None
+
+
+async def due_now(state: OrchestratorState) -> list[tuple[str, str]]:
+    """`_due` now, without reading the store while the last read found no live scenario
+    and nothing was committed to it since (SQLite; PostgreSQL is read every pass): time
+    alone makes no scenario due that does not exist. An idle orchestrator read it every
+    pass (5 s), a thread hop and a query, its largest idle cost."""
+    if state.reaper_version is None:
+        state.reaper_version = DataVersion(state.ctx.db.url)
+    changed = state.reaper_version.changed()  # before the read: a later commit is seen
+    if state.reaper_saw_none and not changed:
+        return []
+    due, state.reaper_saw_none = await state.blocking(_due_or_none_live, state,
+                                                      datetime.now(UTC))
+    return due
+
+
 def _grading_due(state: OrchestratorState, scenario_id: str, updated_at: datetime,
                  now: datetime, room: list[bool]) -> bool:
     """A grading is due when its node wrote the completion file (the result is ready to
@@ -124,7 +155,7 @@ async def reap_once(state: OrchestratorState) -> int:
         except Exception:
             log.exception("ended notices could not be checked")
     handled = await _finish_ends_cut_short(state)
-    for scenario_id, current in await state.blocking(_due, state, datetime.now(UTC)):
+    for scenario_id, current in await due_now(state):
         if current != states.RUNNING and state.lock_for(scenario_id).locked():
             continue
         try:

@@ -31,6 +31,7 @@ from forge.services.orchestrator.node import LabNode
 from forge.services.orchestrator.terminal_sessions import TerminalSessions
 from forge.services.orchestrator.terminal_slots import TerminalSlots
 from forge.store.consumed_tokens import SqlReplayStore
+from forge.store.data_version import DataVersion
 from forge.templates.registry import TemplateRegistry
 
 T = TypeVar("T")
@@ -70,6 +71,10 @@ class OrchestratorState:
     ends_under_way: set[str] = field(default_factory=set)
     # monotonic time of the reaper's last look for lost `ended` notices (-inf: not yet)
     unnoticed_checked_at: float = float("-inf")
+    # the store's commits as the reaper last saw them (SQLite), and whether that read found
+    # no live scenario: then no pass reads it again until a commit (`reaper.due_now`)
+    reaper_version: DataVersion | None = None
+    reaper_saw_none: bool = False
     # `ended` notices the reaper published again (`end_notices.notice_unnoticed`), when metered
     republished: Counter | None = None
     # live terminal sessions (one shell per lab and host); their slots are `terminals`
