@@ -168,7 +168,8 @@ async def test_an_idle_store_is_not_read_again_until_a_commit(db_url: str,
                              node=SimpleNamespace(node_id="n1", leader=True),
                              settings=SimpleNamespace(storage_root=tmp_path),
                              reaper_skipped=set(), reaper_version=None,
-                             reaper_saw_none=False, unnoticed_checked_at=time.monotonic())
+                             reaper_saw_none=False, unnoticed_checked_at=time.monotonic(),
+                             ends_under_way=set())
     sqlite = store_sqlite_file(db_url) is not None
     try:
         per_pass = []
