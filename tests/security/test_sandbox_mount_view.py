@@ -10,7 +10,13 @@ Nor may the sandbox's /proc show the machine's own state: /proc/key-users listed
 machine's accounts holding keys (uids 0, 101, 1001, 65534 here) and their quotas,
 /proc/interrupts and /proc/softirqs the machine's interrupt counts per CPU (every
 tenant's network and disk activity), /proc/kallsyms the kernel's symbols, /proc/cmdline
-the machine's boot command line; now each is covered (``bwrap_args.MASKED_PROC``)."""
+the machine's boot command line; now each is covered (``bwrap_args.MASKED_PROC``).
+
+/proc/pressure/* took PSI triggers from any lab process: each write opened one on that
+descriptor, kernel memory charged to no lab, and each close waits an RCU grace period: a
+process holding 20,000 (its open-files limit) sat unkillable in the kernel for about two
+minutes at exit. The pressure files are read-only in a sandbox now
+(``bwrap_args.READONLY_PROC``): still readable, no trigger taken."""
 
 from __future__ import annotations
 
@@ -67,8 +73,10 @@ def test_learner_sees_no_other_lab_mount(labs: tuple[LocalRuntime, str, str, str
         "for f in key-users keys kallsyms interrupts softirqs iomem ioports cmdline; do "
         "if [ -e /proc/$f ]; then cat /proc/$f >/dev/null 2>&1 && echo read:$f; "
         "echo x 2>/dev/null > /proc/$f && echo wrote:$f; fi; done; "
+        "for f in cpu io memory; do grep -q '^some avg10=' /proc/pressure/$f && echo read; "
+        "echo 'some 150000 2000000' 2>/dev/null > /proc/pressure/$f && echo trigger:$f; done; "
         "ps -e >/dev/null && free >/dev/null && uptime >/dev/null && echo tools"))
-    assert machine.stdout.decode().split() == ["tools"], machine.stdout.decode()
+    assert machine.stdout.decode().split() == ["read"] * 3 + ["tools"], machine.stdout.decode()
 
 
 def test_victim_files_unreachable_by_path(labs: tuple[LocalRuntime, str, str, str]) -> None:

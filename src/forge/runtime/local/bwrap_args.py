@@ -166,10 +166,19 @@ SMALL_TMPFS = 1 << 20
 # ports and options), and the scheduler and timer dumps (root-only today). Each is covered
 # by the machine's /dev/null, read-only, as container runtimes mask theirs: /proc is
 # mounted nodev, so opening one is refused (EACCES, as for the root-only ones before).
-# /proc/stat, meminfo, loadavg and pressure stay (ps, top, free, uptime read them).
+# /proc/stat, meminfo and loadavg stay (ps, top, free, uptime read them); pressure stays
+# readable (``READONLY_PROC``).
 MASKED_PROC = ("key-users", "keys", "kallsyms", "interrupts", "softirqs", "iomem", "ioports",
                "cmdline", "timer_list", "sched_debug", "kcore", "latency_stats",
                "sysrq-trigger")
+# Files of a sandbox's /proc that stay readable but are bound read-only over themselves:
+# writing a trigger (``some 150000 2000000``) to /proc/pressure/* opened one per file
+# descriptor, kernel memory charged to no lab, and each costs an RCU grace period when
+# closed: a learner host's process holding 20,000 (its open-files limit) sat unkillable in
+# the kernel for about two minutes at exit, and a lab's hundreds of processes would keep
+# its teardown waiting for hours. Reading the machine's pressure (what ``top``-like tools
+# show) still works; no lab tool registers triggers.
+READONLY_PROC = ("pressure",)
 
 
 # Per-namespace sysctls a NET_ADMIN host may write (the kernel lets a namespace's
@@ -188,13 +197,17 @@ MASKED_SYSCTLS = ("net/ipv4/ipfrag_high_thresh", "net/ipv6/ip6frag_high_thresh",
 
 def masked_proc_args() -> tuple[str, ...]:
     """bwrap arguments covering each of ``MASKED_PROC`` and ``MASKED_SYSCTLS`` this kernel
-    has (a missing one cannot be covered, nor read or written) with ``/dev/null``, after
-    ``--proc /proc``. Looked up at each sandbox: a module loaded since (IPv6's
-    reassembly) adds its keys to every namespace, the lab's too."""
+    has (a missing one cannot be covered, nor read or written) with ``/dev/null``, and
+    binding each of ``READONLY_PROC`` read-only over itself, after ``--proc /proc``.
+    Looked up at each sandbox: a module loaded since (IPv6's reassembly) adds its keys to
+    every namespace, the lab's too."""
     args: list[str] = []
     for name in (*MASKED_PROC, *(f"sys/{key}" for key in MASKED_SYSCTLS)):
         if os.path.exists(os.path.join("/proc", name)):
             args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    for name in READONLY_PROC:
+        if os.path.exists(os.path.join("/proc", name)):
+            args += ["--ro-bind", f"/proc/{name}", f"/proc/{name}"]
     return tuple(args)
 
 
