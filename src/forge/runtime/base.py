@@ -333,6 +333,12 @@ class Runtime(abc.ABC):
         for each. Default: none (an engine whose labs cannot add any)."""
         return []
 
+    def trim_address_labels(self) -> builtins.list[tuple[str, str, int]]:
+        """Remove the IPv6 address labels a lab host piled up past what a lab needs, which
+        hold the machine's kernel memory outside the lab's limits: (lab, host, labels
+        removed) for each. Default: none (an engine whose labs cannot add any)."""
+        return []
+
     def trim_routes(self) -> builtins.list[tuple[str, str, int]]:
         """Remove the addresses and routes a lab host piled up past what a lab needs, which
         hold the machine's kernel memory outside the lab's limits, never the runtime's own:

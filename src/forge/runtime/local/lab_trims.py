@@ -1,9 +1,10 @@
-"""``trim_neighbours``, ``trim_conntrack``, ``trim_traffic_control``, ``trim_nexthops`` and
-``trim_routes`` of ``LocalRuntime`` (a mixin, like ``LabTeardown``): what a learner with
-NET_ADMIN piles up in the machine's kernel tables (neighbour entries, connection-tracking
-entries, queueing disciplines and classes, nexthop objects, routes and addresses), which
-no lab's memory limit bounds, taken back from the hosts holding more than a lab needs
-(modules ``neighbours``, ``conntrack``, ``traffic_control``, ``nexthops``, ``route_trim``).
+"""``trim_neighbours``, ``trim_conntrack``, ``trim_traffic_control``, ``trim_nexthops``,
+``trim_address_labels`` and ``trim_routes`` of ``LocalRuntime`` (a mixin, like
+``LabTeardown``): what a learner with NET_ADMIN piles up in the machine's kernel tables
+(neighbour entries, connection-tracking entries, queueing disciplines and classes, nexthop
+objects, IPv6 address labels, routes and addresses), which no lab's memory limit bounds,
+taken back from the hosts holding more than a lab needs (modules ``neighbours``,
+``conntrack``, ``traffic_control``, ``nexthops``, ``addrlabels``, ``route_trim``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import functools
 import os
 from collections.abc import Callable
 
-from forge.runtime.local import conntrack, neighbours, nexthops, route_trim, traffic_control
+from forge.runtime.local import (
+    addrlabels,
+    conntrack,
+    neighbours,
+    nexthops,
+    route_trim,
+    traffic_control,
+)
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.reconcile import read_meta
 
@@ -56,6 +64,12 @@ class LabTrims:
         ``nexthops.HOST_LIMIT`` (module ``nexthops``); (lab, host, nexthops removed) for
         each."""
         return self._trim_net_admin_hosts(nexthops.trim_host)
+
+    def trim_address_labels(self) -> builtins.list[tuple[str, str, int]]:
+        """Delete the IPv6 address labels but the kernel's own of each NET_ADMIN lab host
+        holding more than ``addrlabels.HOST_LIMIT`` (module ``addrlabels``); (lab, host,
+        labels removed) for each."""
+        return self._trim_net_admin_hosts(addrlabels.trim_host)
 
     def trim_routes(self) -> builtins.list[tuple[str, str, int]]:
         """Delete the addresses and routes a NET_ADMIN lab host holds past

@@ -345,6 +345,7 @@ KERNEL_TRIMS: tuple[tuple[Callable[[Runtime], Trimmed], str, str], ...] = (
     (lambda rt: rt.trim_conntrack(), "connection-tracking entries", "connection-tracking"),
     (lambda rt: rt.trim_traffic_control(), "traffic-control objects", "traffic-control"),
     (lambda rt: rt.trim_nexthops(), "nexthop objects", "nexthop"),
+    (lambda rt: rt.trim_address_labels(), "IPv6 address labels", "address-label"),
     (lambda rt: rt.trim_routes(), "addresses and routes", "route"),
 )
 
@@ -374,8 +375,8 @@ async def _note_trimmed(state: OrchestratorState, trimmed: Trimmed, what: str) -
 
 async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
     """Background task: reap every `interval_s` seconds until cancelled (and trim what
-    labs pile up in the machine's neighbour, connection-tracking, traffic-control, nexthop
-    and routing tables)."""
+    labs pile up in the machine's neighbour, connection-tracking, traffic-control, nexthop,
+    address-label and routing tables)."""
     while True:
         try:
             await reap_once(state)
