@@ -339,6 +339,12 @@ class Runtime(abc.ABC):
         removed) for each. Default: none (an engine whose labs cannot add any)."""
         return []
 
+    def trim_listen_queues(self) -> builtins.list[tuple[str, str, int]]:
+        """Free the unaccepted connections a lab host's listeners piled up past what a lab
+        needs, which hold the machine's kernel memory outside the lab's limits: (lab, host,
+        connections freed) for each. Default: none (an engine whose labs cannot)."""
+        return []
+
     def trim_routes(self) -> builtins.list[tuple[str, str, int]]:
         """Remove the addresses and routes a lab host piled up past what a lab needs, which
         hold the machine's kernel memory outside the lab's limits, never the runtime's own:

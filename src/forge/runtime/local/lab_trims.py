@@ -1,10 +1,11 @@
 """``trim_neighbours``, ``trim_conntrack``, ``trim_traffic_control``, ``trim_nexthops``,
-``trim_address_labels`` and ``trim_routes`` of ``LocalRuntime`` (a mixin, like
-``LabTeardown``): what a learner with NET_ADMIN piles up in the machine's kernel tables
-(neighbour entries, connection-tracking entries, queueing disciplines and classes, nexthop
-objects, IPv6 address labels, routes and addresses), which no lab's memory limit bounds,
-taken back from the hosts holding more than a lab needs (modules ``neighbours``,
-``conntrack``, ``traffic_control``, ``nexthops``, ``addrlabels``, ``route_trim``).
+``trim_address_labels``, ``trim_routes`` and ``trim_listen_queues`` of ``LocalRuntime`` (a
+mixin, like ``LabTeardown``): what a learner with NET_ADMIN piles up in the machine's
+kernel tables (neighbour entries, connection-tracking entries, queueing disciplines and
+classes, nexthop objects, IPv6 address labels, routes and addresses), and what any learner
+leaves in listeners' accept queues, which no lab's memory limit bounds, taken back from
+the hosts holding more than a lab needs (modules ``neighbours``, ``conntrack``,
+``traffic_control``, ``nexthops``, ``addrlabels``, ``route_trim``, ``listen_queues``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from forge.runtime.local import (
     addrlabels,
     conntrack,
+    listen_queues,
     neighbours,
     nexthops,
     route_trim,
@@ -71,6 +73,13 @@ class LabTrims:
         labels removed) for each."""
         return self._trim_net_admin_hosts(addrlabels.trim_host)
 
+    def trim_listen_queues(self) -> builtins.list[tuple[str, str, int]]:
+        """Abort the TCP listeners holding unaccepted connections on each lab host (any,
+        no capability is needed to fill them) whose listeners hold more than
+        ``listen_queues.HOST_LIMIT`` together (module ``listen_queues``); (lab, host,
+        connections freed) for each."""
+        return self._trim_net_admin_hosts(listen_queues.trim_host, every_host=True)
+
     def trim_routes(self) -> builtins.list[tuple[str, str, int]]:
         """Delete the addresses and routes a NET_ADMIN lab host holds past
         ``route_trim.HOST_LIMIT`` of either, but the runtime's own, in each lab not sealed
@@ -111,13 +120,14 @@ class LabTrims:
                 if parsed is not None and parsed[1] is None]
 
     def _trim_net_admin_hosts(
-            self, trim: Callable[[str], int]) -> builtins.list[tuple[str, str, int]]:
-        """``trim(namespace)`` on every NET_ADMIN host of every lab; (lab, host, what it
-        removed) for each host where that was something."""
+            self, trim: Callable[[str], int],
+            every_host: bool = False) -> builtins.list[tuple[str, str, int]]:
+        """``trim(namespace)`` on every NET_ADMIN host of every lab (``every_host``: on
+        every host); (lab, host, what it removed) for each host where that was something."""
         trimmed: builtins.list[tuple[str, str, int]] = []
         for lab_id in self._lab_ids():
             for host, facts in read_meta(self.names, lab_id).get("hosts", {}).items():
-                if "NET_ADMIN" not in facts.get("caps", ()):
+                if not every_host and "NET_ADMIN" not in facts.get("caps", ()):
                     continue
                 try:
                     removed = trim(self.names.host_ns(lab_id, host))

@@ -337,9 +337,9 @@ def _state_of(state: OrchestratorState, scenario_id: str) -> str | None:
 
 
 Trimmed = list[tuple[str, str, int]]  # (lab, host, how many removed) per trimmed host
-# The machine-wide kernel tables a learner with NET_ADMIN can fill outside the lab's limits,
-# each trimmed by its runtime's method every reaper pass: (the trim, what it removes, what
-# the log calls it).
+# The machine-wide kernel tables a learner (with NET_ADMIN, but for accept queues) can fill
+# outside the lab's limits, each trimmed by its runtime's method every reaper pass: (the
+# trim, what it removes, what the log calls it).
 KERNEL_TRIMS: tuple[tuple[Callable[[Runtime], Trimmed], str, str], ...] = (
     (lambda rt: rt.trim_neighbours(), "neighbour entries", "neighbour"),
     (lambda rt: rt.trim_conntrack(), "connection-tracking entries", "connection-tracking"),
@@ -347,6 +347,7 @@ KERNEL_TRIMS: tuple[tuple[Callable[[Runtime], Trimmed], str, str], ...] = (
     (lambda rt: rt.trim_nexthops(), "nexthop objects", "nexthop"),
     (lambda rt: rt.trim_address_labels(), "IPv6 address labels", "address-label"),
     (lambda rt: rt.trim_routes(), "addresses and routes", "route"),
+    (lambda rt: rt.trim_listen_queues(), "unaccepted TCP connections", "listen-queue"),
 )
 
 
@@ -376,7 +377,7 @@ async def _note_trimmed(state: OrchestratorState, trimmed: Trimmed, what: str) -
 async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
     """Background task: reap every `interval_s` seconds until cancelled (and trim what
     labs pile up in the machine's neighbour, connection-tracking, traffic-control, nexthop,
-    address-label and routing tables)."""
+    address-label and routing tables and in their listeners' accept queues)."""
     while True:
         try:
             await reap_once(state)

@@ -1,0 +1,77 @@
+"""Keeping a learner's unaccepted TCP connections from holding the machine's memory.
+
+A connection the kernel completes for a listening socket waits in that socket's accept
+queue as a full socket of its own, made in softirq context and so charged to no memory
+cgroup, with whatever the client sent before closing queued on it, counted in the
+machine's ``tcp_mem`` and not in the lab's ``memory.kmem.tcp``. Any lab process may do it
+(no capability): from a learner host, 12 listeners that never accept, each sent 4,096
+connections whose clients closed at once, held 49,000 sockets (116 MB of the ``TCP`` slab,
+49,000 pages of the machine's ``tcp_mem``) while the lab's memory cgroup said 52 MB in
+all; another few hundred listeners would take the machine's ``tcp_mem`` and every TCP
+connection of the machine (other labs', the platform's) with it. ``trim_host`` sums what
+a host's listeners hold unaccepted and, past ``HOST_LIMIT``, aborts every listener holding
+any (``SOCK_DESTROY``, as ``ss -K`` does: Linux with ``CONFIG_INET_DIAG_DESTROY``), which
+frees their queues: the programs see their listening socket fail, as after a reset. A
+lab's services accept what they are sent; a handful wait at any moment.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+from forge.runtime.local.netns import in_netns
+from forge.runtime.local.rtnl import Rtnl
+
+HOST_LIMIT = 1_024  # unaccepted connections one lab host's listeners may hold together
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, SOCK_DESTROY = 4, 20, 21
+TCP_LISTEN = 10
+# inet_diag_req_v2: family, protocol, ext, pad, states, then the 48-byte inet_diag_sockid
+_REQ = struct.Struct("=BBBxI")
+_SOCKID_SIZE = 48
+# inet_diag_msg: family, state, timer, retrans, sockid, expires, rqueue, wqueue, uid, inode
+_MSG_HEAD, _MSG_TAIL = struct.Struct("=BBBB"), struct.Struct("=IIIII")
+
+
+def _listeners(diag: Rtnl, family: int) -> list[tuple[bytes, int]]:
+    """(sockid, accept queue length) of each TCP listener of ``family`` in the namespace."""
+    found: list[tuple[bytes, int]] = []
+    ask = _REQ.pack(family, socket.IPPROTO_TCP, 0, 1 << TCP_LISTEN) + bytes(_SOCKID_SIZE)
+    for payload in diag.dump(SOCK_DIAG_BY_FAMILY, ask, partial=True):
+        if len(payload) < _MSG_HEAD.size + _SOCKID_SIZE + _MSG_TAIL.size:
+            continue
+        sockid = payload[_MSG_HEAD.size:_MSG_HEAD.size + _SOCKID_SIZE]
+        _exp, rqueue, _wq, _uid, _ino = _MSG_TAIL.unpack_from(
+            payload, _MSG_HEAD.size + _SOCKID_SIZE)
+        found.append((sockid, rqueue))
+    return found
+
+
+def _trim_here() -> int:
+    """In the calling thread's namespace: abort every TCP listener holding unaccepted
+    connections when they hold more than ``HOST_LIMIT`` together; how many connections
+    they held then (0: none aborted)."""
+    with Rtnl(NETLINK_SOCK_DIAG) as diag:
+        queues = {family: _listeners(diag, family)
+                  for family in (socket.AF_INET, socket.AF_INET6)}
+        held = sum(queued for found in queues.values() for _id, queued in found)
+        if held <= HOST_LIMIT:
+            return 0
+        for family, found in queues.items():
+            for sockid, queued in found:
+                if not queued:
+                    continue
+                try:
+                    diag.request(SOCK_DESTROY, _REQ.pack(family, socket.IPPROTO_TCP, 0,
+                                                         1 << TCP_LISTEN) + sockid,
+                                 what="listener abort")
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:  # closed meanwhile
+                        raise
+        return held
+
+
+def trim_host(namespace: str) -> int:
+    """``_trim_here`` in the lab host's network namespace ``namespace``."""
+    return in_netns(namespace, _trim_here)
