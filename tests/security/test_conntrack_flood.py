@@ -27,6 +27,12 @@ lines took 0.4 s and 40,000 objects of `kmalloc-64`, the lab's cgroup unmoved, w
 but the lab's life. The reaper pass now deletes all but the kernel's own labels of a
 NET_ADMIN host holding more than `addrlabels.HOST_LIMIT`.
 
+Half-open TCP connections are the same, 320 bytes each outside every cgroup: a host that
+drops its handshakes' last ACK (and may raise `somaxconn` and `tcp_synack_retries`) keeps as
+many as it sends SYNs. The reaper pass now counts them with the unaccepted ones
+(`listen_queues`, tests/security/test_lab_socket_memory.py) and aborts the listeners
+holding them.
+
 Routes and addresses are the same: 100,000 routes with distinct metrics took about 25 MB of
 kernel memory, 20,000 `/32` addresses about 6 MB, the lab's cgroup unmoved. The reaper pass
 now deletes the addresses and routes of a NET_ADMIN host holding more than
@@ -37,13 +43,16 @@ grading addresses and identities' routing tables no trim may take.
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
-from forge.runtime.local import addrlabels, conntrack, nexthops, route_trim
+from forge.runtime.local import addrlabels, conntrack, listen_queues, nexthops, route_trim
 
 from ..support.one_lab import one_lab
 
@@ -66,6 +75,34 @@ def _classes(count: int, filters: int = 0) -> bytes:
             + "".join(f"filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "
                       f"10.9.{i // 250}.{i % 250 + 1}/32 flowid 1:1\n" for i in range(filters))
             ).encode()
+
+
+# A listener on the host's loopback whose handshakes never complete (their last ACK is
+# dropped), sent 150 connections; once told to go on, it tries to accept.
+HALF_OPEN = r"""import errno, os, socket, subprocess, time
+subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
+    "table inet half {\n chain in {\n  type filter hook input priority 0\n"
+    "  tcp dport 7000 tcp flags & (syn | ack) == ack drop\n }\n}\n"))
+server = socket.socket()
+server.bind(("127.0.0.1", 7000))
+server.listen(200)
+clients = [socket.socket() for _ in range(150)]
+for client in clients:
+    client.setblocking(False)
+    try:
+        client.connect(("127.0.0.1", 7000))
+    except BlockingIOError:
+        pass
+open("/workspace/ready", "w").close()
+while not os.path.exists("/workspace/go"):
+    time.sleep(0.05)
+server.setblocking(False)
+try:
+    server.accept()
+    print("accepted")
+except OSError as exc:
+    print(errno.errorcode[exc.errno])
+"""
 
 
 def _flood(count: int) -> str:
@@ -146,6 +183,22 @@ def test_a_host_piling_up_conntrack_entries_has_them_flushed(
         assert rt.exec(lab, "flood", show).stdout_text == kernel
         assert len(rt.exec(lab, "tidy", show).stdout_text.splitlines()) == 3 + len(kernel.splitlines())
         assert rt.trim_address_labels() == []
+
+        # Half-open connections: past the limit, the listeners holding them are aborted.
+        monkeypatch.setattr(listen_queues, "HOST_LIMIT", 100)
+        workspace = os.path.join(rt.names.data_dir(lab, "flood"), "workspace")
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(rt.exec, lab, "flood", ["python3", "-c", HALF_OPEN], timeout=60)
+            end = time.monotonic() + 60
+            while not os.path.exists(os.path.join(workspace, "ready")):
+                assert time.monotonic() < end and not held.done(), held
+                time.sleep(0.05)
+            assert rt.trim_listen_queues() == [(lab, "flood", 150)]
+            with open(os.path.join(workspace, "go"), "w"):
+                pass
+            res = held.result()
+        assert res.stdout_text.split() == ["EINVAL"], res
+        assert rt.trim_listen_queues() == []
 
         # Routes and addresses: past the limit, all but the runtime's own go.
         monkeypatch.setattr(route_trim, "HOST_LIMIT", 100)

@@ -8,11 +8,14 @@ machine's ``tcp_mem`` and not in the lab's ``memory.kmem.tcp``. Any lab process 
 connections whose clients closed at once, held 49,000 sockets (116 MB of the ``TCP`` slab,
 49,000 pages of the machine's ``tcp_mem``) while the lab's memory cgroup said 52 MB in
 all; another few hundred listeners would take the machine's ``tcp_mem`` and every TCP
-connection of the machine (other labs', the platform's) with it. ``trim_host`` sums what
-a host's listeners hold unaccepted and, past ``HOST_LIMIT``, aborts every listener holding
-any (``SOCK_DESTROY``, as ``ss -K`` does: Linux with ``CONFIG_INET_DIAG_DESTROY``), which
-frees their queues: the programs see their listening socket fail, as after a reset. A
-lab's services accept what they are sent; a handful wait at any moment.
+connection of the machine (other labs', the platform's) with it. Half-open connections are
+the same, 320 bytes each: a NET_ADMIN host that raises its ``somaxconn`` and
+``tcp_synack_retries`` and drops the handshakes' last ACK keeps them for hours, as many as
+it sends SYNs. ``trim_host`` sums what a host's listeners hold unaccepted or half-open and,
+past ``HOST_LIMIT``, aborts every listener holding any (``SOCK_DESTROY``, as ``ss -K``
+does: Linux with ``CONFIG_INET_DIAG_DESTROY``), which frees their queues: the programs
+see their listening socket fail, as after a reset. A lab's services accept what they are
+sent; a handful wait at any moment.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ import struct
 from forge.runtime.local.netns import in_netns
 from forge.runtime.local.rtnl import Rtnl
 
-HOST_LIMIT = 1_024  # unaccepted connections one lab host's listeners may hold together
+HOST_LIMIT = 1_024  # unaccepted and half-open connections one lab host's listeners may hold
 NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, SOCK_DESTROY = 4, 20, 21
-TCP_LISTEN = 10
+TCP_SYN_RECV, TCP_LISTEN, TCP_NEW_SYN_RECV = 3, 10, 12
 # inet_diag_req_v2: family, protocol, ext, pad, states, then the 48-byte inet_diag_sockid
 _REQ = struct.Struct("=BBBxI")
 _SOCKID_SIZE = 48
@@ -35,23 +38,31 @@ _MSG_HEAD, _MSG_TAIL = struct.Struct("=BBBB"), struct.Struct("=IIIII")
 
 
 def _listeners(diag: Rtnl, family: int) -> list[tuple[bytes, int]]:
-    """(sockid, accept queue length) of each TCP listener of ``family`` in the namespace."""
-    found: list[tuple[bytes, int]] = []
-    ask = _REQ.pack(family, socket.IPPROTO_TCP, 0, 1 << TCP_LISTEN) + bytes(_SOCKID_SIZE)
+    """(sockid, unaccepted and half-open connections) of each TCP listener of ``family`` in
+    the namespace. A half-open connection is dumped with its listener's local port (and
+    state ``TCP_SYN_RECV``); one port's are counted to each listener on it."""
+    listeners: list[tuple[bytes, int]] = []
+    half_open: dict[bytes, int] = {}
+    states = 1 << TCP_LISTEN | 1 << TCP_NEW_SYN_RECV
+    ask = _REQ.pack(family, socket.IPPROTO_TCP, 0, states) + bytes(_SOCKID_SIZE)
     for payload in diag.dump(SOCK_DIAG_BY_FAMILY, ask, partial=True):
         if len(payload) < _MSG_HEAD.size + _SOCKID_SIZE + _MSG_TAIL.size:
             continue
+        state = payload[1]
         sockid = payload[_MSG_HEAD.size:_MSG_HEAD.size + _SOCKID_SIZE]
         _exp, rqueue, _wq, _uid, _ino = _MSG_TAIL.unpack_from(
             payload, _MSG_HEAD.size + _SOCKID_SIZE)
-        found.append((sockid, rqueue))
-    return found
+        if state == TCP_LISTEN:
+            listeners.append((sockid, rqueue))
+        elif state in (TCP_SYN_RECV, TCP_NEW_SYN_RECV):
+            half_open[sockid[:2]] = half_open.get(sockid[:2], 0) + 1  # by local port
+    return [(sockid, queued + half_open.get(sockid[:2], 0)) for sockid, queued in listeners]
 
 
 def _trim_here() -> int:
-    """In the calling thread's namespace: abort every TCP listener holding unaccepted
-    connections when they hold more than ``HOST_LIMIT`` together; how many connections
-    they held then (0: none aborted)."""
+    """In the calling thread's namespace: abort every TCP listener holding unaccepted or
+    half-open connections when they hold more than ``HOST_LIMIT`` together; how many
+    connections they held then (0: none aborted)."""
     with Rtnl(NETLINK_SOCK_DIAG) as diag:
         queues = {family: _listeners(diag, family)
                   for family in (socket.AF_INET, socket.AF_INET6)}
