@@ -76,9 +76,14 @@ class LabTrims:
     def trim_listen_queues(self) -> builtins.list[tuple[str, str, int]]:
         """Abort the TCP listeners holding unaccepted connections on each lab host (any,
         no capability is needed to fill them) whose listeners hold more than
-        ``listen_queues.HOST_LIMIT`` together (module ``listen_queues``); (lab, host,
-        connections freed) for each."""
-        return self._trim_net_admin_hosts(listen_queues.trim_host, every_host=True)
+        ``listen_queues.HOST_LIMIT`` together, half-open ones counted while the machine
+        holds more than ``listen_queues.HALF_OPEN_GUARD`` (module ``listen_queues``);
+        (lab, host, connections freed) for each."""
+        held = listen_queues.machine_request_socks()
+        half_open_too = held is None or held > listen_queues.HALF_OPEN_GUARD
+        return self._trim_net_admin_hosts(
+            functools.partial(listen_queues.trim_host, half_open_too=half_open_too),
+            every_host=True)
 
     def trim_routes(self) -> builtins.list[tuple[str, str, int]]:
         """Delete the addresses and routes a NET_ADMIN lab host holds past
