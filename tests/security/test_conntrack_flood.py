@@ -242,7 +242,8 @@ def test_a_host_piling_up_conntrack_entries_has_them_flushed(
             + "".join(f"address add 2001:db8::{i:x}/128 dev lo\n" for i in range(1, 151))
         ).encode())
         assert added.exit_code == 0, added.stderr_text
-        assert rt.trim_routes() == [(lab, "flood", 150 + 300)]
+        # (the addresses, the kernel's local and prefix routes of each, the routes)
+        assert rt.trim_routes() == [(lab, "flood", 150 + 2 * 150 + 300)]
         assert rt.exec(lab, "flood", table6).stdout_text == own6
         assert rt.exec(lab, "flood", ["ip", "-6", "-o", "address", "show"]).stdout_text == addrs6
         # A sealed lab is left alone: its grading addresses and identities are the runtime's.
