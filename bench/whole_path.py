@@ -16,7 +16,7 @@ then `DELETE /v1/scenarios/{id}` and polls until it is gone. Two figures per lab
   Immune to other work on the machine, but blind to kernel work done outside those
   processes (a network namespace is destroyed later by a kernel worker) and to the lab's
   own processes (killed with the lab and reaped inside its sandbox, almost never by a
-  platform process: the netplus lab's web server, a Perl process, takes ~9 ms of CPU to
+  platform process: the netplus lab's web server, a Perl process, takes ~2.5 ms of CPU to
   start listening here; the test fixture's `python3 -m http.server` ~41).
 
 Per service (spawn, orchestrator, scoreboard, nats) the platform share is printed too, so
@@ -222,7 +222,7 @@ def main() -> int:
                       f"ms/op: {counted}; platform processes {platform:.1f} ms/lab: {text}")
         return 0
     # The rest is outside the platform's processes: the lab's own (its sandboxes' shells
-    # and idlers, and the netplus web server, a Perl process: ~9 ms of CPU to start
+    # and idlers, and the netplus web server, a Perl process: ~2.5 ms of CPU to start
     # listening, measured alone) and kernel work such as freeing the lab's namespaces.
     record("whole_path_cpu_ms", round(machine, 1), cpu_ms_per_op=round(grouped, 1),
            detail=f"machine CPU minus idle baseline and client; CPU ms/op: {counted}; "

@@ -3,6 +3,7 @@ track, random per scenario, and solved by scripts that discover rather than know
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -73,6 +74,42 @@ def test_only_the_ccna_routers_and_pcs_keep_a_capability(registry: TemplateRegis
     learner_hosts = [c.name for c in registry.get("ccna").template.spec.assets.containers
                      if c.access == "learner"]
     assert learner_hosts == ["learner", "r2"]
+
+
+# A Perl program a host's start command runs: ``/usr/bin/perl [OPTIONS] -e PROGRAM``,
+# given as the command's own words or inside its shell script (PROGRAM quoted there, or
+# the script's "$1").
+PERL_IN_SCRIPT = re.compile(r"/usr/bin/perl((?:\s+-[^e\s]\S*)*)\s+-e\s+(?:'([^']*)'|\"\$1\")")
+
+
+def perl_programs(argv: list[str]) -> list[tuple[list[str], str]]:
+    """(options, program) of every Perl program ``argv`` starts."""
+    found = []
+    if argv[0] == "/usr/bin/perl" and "-e" in argv:
+        at = argv.index("-e")
+        found.append((argv[1:at], argv[at + 1]))
+    if argv[:2] == ["/bin/sh", "-c"]:
+        for match in PERL_IN_SCRIPT.finditer(argv[2]):
+            found.append((match.group(1).split(), match.group(2) or argv[4]))
+    return found
+
+
+def test_shipped_perl_services_load_no_module_but_strict(registry: TemplateRegistry) -> None:
+    # Every spawn pays the start of each service: the Socket module was ~6 of the ~9 ms
+    # of CPU the netplus web server took to listen, so the servers use Linux's socket
+    # numbers. Compiled by the machine's perl (-c: BEGIN and CHECK blocks only).
+    programs = [(name, c.name, *prog) for name in registry.names()
+                for c in registry.get(name).template.spec.assets.containers if c.command
+                for prog in perl_programs(list(c.command))]
+    assert {(name, host) for name, host, *_ in programs} >= {
+        ("netplus", "target"), ("ccna", "learner"), ("ccna", "r2"), ("ccna", "pc-a"),
+        ("ccna", "pc-b")}
+    for name, host, options, program in programs:
+        loaded = subprocess.run(
+            ["/usr/bin/perl", *options, "-c", "-e",
+             'CHECK { print join(" ", sort keys %INC), "\\n" }', "-e", program],
+            capture_output=True, text=True, timeout=30, check=True).stdout.split()
+        assert set(loaded) <= {"strict.pm"}, (name, host, loaded)
 
 
 @pytest.mark.parametrize("name", sorted(LABS))
