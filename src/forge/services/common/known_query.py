@@ -12,7 +12,10 @@ takes, details naming the field, before the route does anything.
 The parameters a route takes are those FastAPI reads for it (its own and its
 dependencies') and those its OpenAPI `parameters` declare (a route that parses its query
 itself documents them there, as the dashboard does). Pages and their forms, and WebSocket
-handshakes, are not judged: a link from elsewhere may carry parameters of its own.
+handshakes, are not judged: a link from elsewhere may carry parameters of its own. So is a
+`/v1` route marked ``FOLLOWED_LINK``: the lab's access link, opened in a browser from an
+email, an LMS or a chat that may append its own (`utm_source=…`); refused, the learner was
+told the link had expired or been used, and could not open a lab it was good for.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from forge.errors import invalid_field
 
 API_PREFIX = "/v1/"
 UNKNOWN = "not a parameter of this route"
+# `openapi_extra` of a `/v1` route that a browser follows as a link (its other query
+# parameters are ignored, as a page's are); also says so in its OpenAPI operation.
+LINK_MARK = "x-forge-followed-link"
+FOLLOWED_LINK = {LINK_MARK: True}
 
 
 def _declared(dependant: Dependant) -> Iterator[str]:
@@ -58,7 +65,8 @@ async def known_query_values(connection: HTTPConnection) -> None:
     query = connection.scope.get("query_string", b"")
     route = connection.scope.get("route")
     if (not query or connection.scope["type"] != "http" or not isinstance(route, APIRoute)
-            or not route.path.startswith(API_PREFIX)):
+            or not route.path.startswith(API_PREFIX)
+            or (route.openapi_extra or {}).get(LINK_MARK)):
         return
     known = route_query_names(route)
     unknown = unknown_query_names(query, known)

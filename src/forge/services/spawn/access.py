@@ -16,6 +16,7 @@ from forge.identity.caller import (
     session_revoked,
 )
 from forge.lifecycle.scenario_ids import check_scenario_id
+from forge.services.common.known_query import FOLLOWED_LINK
 from forge.services.common.openapi import errors
 from forge.services.common.store_reads import read_call
 from forge.services.spawn.caller_deps import spawn_state
@@ -48,6 +49,7 @@ def _revoked(state: SpawnState, session: str) -> bool:
 
 
 @router.get("/v1/access/{scenario_id}", status_code=303, response_class=RedirectResponse,
+            openapi_extra=FOLLOWED_LINK,
             responses={303: {"description": "Session cookie set; on to the lab page"},
                        **errors(401, 404, 409)})
 async def exchange(scenario_id: str, request: Request,
