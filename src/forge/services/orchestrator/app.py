@@ -256,6 +256,8 @@ def build_app(
                 await asyncio.wait_for(state.node.stop(), 3.0)
         await node_bus.close()
         await state.publisher.close()
+        if state.reaper_version is not None:  # the reaper's commit counter (SQLite)
+            state.reaper_version.close()
         await state.terminal_sessions.close_all()  # their shells end with the service
         await stop_warm_pools(state)
         # Last, within what is left of the shutdown budget (the supervisor kills a stop

@@ -171,8 +171,7 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
         rendered = render(loaded.template, row.details.get("variables", {}))
         results = grade(state.runtime, scenario_id, rendered, evidence_dir)
         completed_at = completion_time(row.details.get("started_at"), datetime.now(UTC))
-        event = build_payload(row, results, reason, evidence_hashes(evidence_dir),
-                              completed_at)
+        event = build_payload(row, results, reason, evidence_hashes(evidence_dir), completed_at)
         keep_grading(folder, event)
         slog.append(
             "scenario.completed",
@@ -181,8 +180,7 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
              "variables_sha256": values_digest(event.variables),
              **({"recordings": _digests(casts)} if casts else {})},
         )
-    # The node owns the scenario's audit log until now; its prefix through this entry and
-    # the full outputs travel to the scoreboard with the event (inline or Object Store).
+    # The audit log through this entry and the outputs travel with it (inline or Object Store).
     audit = slog.read_through("scenario.completed") or b""
     pack = build_pack(scenario_id, audit, evidence_dir, casts)
     transport = transport_fields(encoded_size(event), scenario_id, pack)
@@ -191,8 +189,7 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
     if "evidence_object" in transport:
         replace_file(folder / PACK_FILE, pack)
     event = parse(ScenarioCompletedV1, {**payload(event), **transport})
-    replace_file(folder / COMPLETION_FILE,
-                 json.dumps(payload(event), sort_keys=True).encode())
+    replace_file(folder / COMPLETION_FILE, json.dumps(payload(event), sort_keys=True).encode())
     return event
 
 
