@@ -308,6 +308,12 @@ class Runtime(abc.ABC):
         the default raises :class:`NotSupported`."""
         raise NotSupported(f"warm pools are not supported by the {self.engine_name} engine")
 
+    def holds_labs(self) -> bool:
+        """Whether this engine may hold any lab now (any state), asked cheaply before every
+        reaper pass's kernel-table trims, which a node with no lab need not run. This
+        default cannot tell cheaply: True (the trims run every pass)."""
+        return True
+
     def trim_neighbours(self) -> builtins.list[tuple[str, str, int]]:
         """Remove the neighbour (ARP, NDP) entries a lab host piled up past what a lab
         needs, which hold the machine's kernel memory outside the lab's limits: (lab, host,

@@ -115,6 +115,16 @@ class LabTrims:
                 os.close(fence)
         return trimmed
 
+    def holds_labs(self) -> bool:
+        """Whether the state directory names any lab: every trim looks only at those labs'
+        hosts, so with none each would find nothing. Stops at the first lab's entry."""
+        try:
+            with os.scandir(self.names.state_dir) as entries:
+                return any((parsed := self.names.parse(entry.name)) is not None
+                           and parsed[1] is None for entry in entries)
+        except FileNotFoundError:
+            return False
+
     def _lab_ids(self) -> builtins.list[str]:
         """The ids of the labs in the state directory (not their hosts'), sorted."""
         try:
