@@ -96,7 +96,7 @@ def test_the_contract_catches_a_cycle_a_service_import_and_a_layer_inversion(
             "lifecycle", "billing", "entitlements", "identity", "classroom", "quotas", "retention",
             "grading", "policy", "runtime", "bus", "templates", "plans", "signing", "tokens",
             "images", "config", "content", "faults", "errors", "treepath", "detached", "durable",
-            "scenario_paths", "ca_file", "machine_path",
+            "scenario_paths", "ca_file", "machine_path", "second_grid",
             "authoring")},
     })
     config = tmp_path / "contract.toml"

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from forge.second_grid import sleep_to_tick
 from forge.store.db import Database
 from forge.store.db_engine import SQLITE_AUTOCHECKPOINT_PAGES
 from forge.store.sqlite_files import store_sqlite_file
@@ -72,7 +73,7 @@ async def checkpoint_periodically(db: Database, every_s: float | None = None) ->
     wal = _wal_of(db)
     seen: tuple[int, int] | None = None
     while True:
-        await asyncio.sleep(every_s or CHECKPOINT_EVERY_S)
+        await sleep_to_tick(every_s or CHECKPOINT_EVERY_S)  # with the Date tick's wake-up
         if wal is not None and not failing and _signature(wal) == seen:
             continue  # nothing written since the last pass (an idle service: no CPU)
         try:

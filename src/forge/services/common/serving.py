@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from forge import startup_gc
 from forge.config.secrets import missing_nats_password, nats_password_given
 from forge.config.settings import ConfigError, Settings, load_settings
+from forge.second_grid import sleep_to_tick
 from forge.services.common.listener import bind_listener, inherited_listener, worker_listeners
 from forge.services.common.logging import configure_logging
 from forge.services.common.request_head import BoundedHeadProtocol
@@ -122,7 +123,7 @@ class DrainingServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         self._stop = stop = loop.create_future()
         while not await self.on_tick(0):  # tick 0: refreshes the Date header every time
-            await asyncio.wait({stop}, timeout=TICK_S)
+            await sleep_to_tick(TICK_S, stop)  # the WAL check's tick too (second_grid)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """The signal handler: uvicorn's (sets should_exit), then wake main_loop now."""
