@@ -1,8 +1,9 @@
 """A running `forge up` for the bench scripts, and what /proc says of its processes.
 
 `running_forge_up` starts it as the operator would (a subprocess, its own storage root and
-free ports, dev mode, the fixture templates), returns once it says the platform is up, and
-stops it with SIGINT on the way out; `cpu_s`, `children` and `label` read its processes.
+free ports, or BENCH_PORT_BASE and the next three, dev mode, the fixture templates),
+returns once it says the platform is up, and stops it with SIGINT on the way out; `cpu_s`,
+`switches`, `children` and `label` read its processes.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ def forge_env(prefix: str) -> dict[str, str]:
 def running_forge_up(storage: str, prefix: str) -> Iterator[subprocess.Popen[str]]:
     """`forge up` on `storage` with `forge_env(prefix)`, once it says it is up."""
     env = forge_env(prefix)
-    ports = [free_port() for _ in range(3)]
+    base = int(os.environ.get("BENCH_PORT_BASE") or 0)
+    ports = [base + i for i in range(4)] if base else [free_port() for _ in range(3)]
     argv = [sys.executable, "-m", "forge", "up", "--storage", storage, "--spawn-port",
             str(ports[0]), "--orchestrator-port", str(ports[1]), "--scoreboard-port",
-            str(ports[2])]
+            str(ports[2])] + (["--nats-port", str(ports[3])] if base else [])
     up = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)
     try:
@@ -66,6 +68,30 @@ def cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def parse_switches(status: str) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches from one /proc/.../status text."""
+    counts = {"voluntary_ctxt_switches": 0, "nonvoluntary_ctxt_switches": 0}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in counts:
+            counts[key] = int(value)
+    return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
+
+
+def switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of every thread of `pid` now. A voluntary
+    one is the thread going to sleep, so each is one wake-up: a count the machine's load
+    does not inflate. An involuntary one is the thread preempted, which load does."""
+    vol = invol = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            v, i = parse_switches((task / "status").read_text())
+        except (OSError, ValueError):
+            continue  # the thread ended
+        vol, invol = vol + v, invol + i
+    return vol, invol
 
 
 def children(pid: int) -> list[int]:

@@ -60,6 +60,11 @@ FIGURES: tuple[Figure, ...] = (
     Figure("spawn_api_p99_ms", "spawn API p99 at 200/s", "ms", "—", "≤50"),
     Figure("spawn_api_cpu_ms", "spawn API server CPU per request", "ms", "3.9", "—"),
     Figure("idle_cpu_pct", "idle CPU, worst service", "% core", "≈5", "≤0.5"),
+    # Not in the issue: the same window's wake-ups (voluntary context switches), a count the
+    # machine's load does not inflate where it does the CPU % ("before": orchestrator,
+    # measured at e5f711ea, 2026-12-08, by bench/idle_cpu.py).
+    Figure("idle_wakeups_s", "idle wake-ups/s, most of any service (extra)", "/s", "9.3",
+           "—"),
     # Not in the issue: what each restart and each operator command costs before it does
     # anything ("before": measured at ffea944, 2026-12-05, by bench/startup.py).
     Figure("platform_start_s", "forge up → platform up, wall (extra)", "s", "7.8", "—"),

@@ -87,3 +87,27 @@ def test_the_cgroup_figure_counts_children_started_inside_not_the_bench() -> Non
     finally:
         meter.close()
     assert not meter.path.exists()
+
+
+def test_idle_bench_counts_wakeups_beside_cpu_and_says_when_the_machine_was_busy() -> None:
+    """bench/idle_cpu: wake-ups (voluntary switches) from /proc status text, printed per
+    process beside CPU %, the reference sleeper last; a reading taken while other work
+    shared the cores (load above the core count) says so."""
+    up = _bench_module("_forge_up")
+    status = ("Name:\tpython3\nvoluntary_ctxt_switches:\t1234\n"
+              "nonvoluntary_ctxt_switches:\t56\n")
+    assert up.parse_switches(status) == (1234, 56)
+    assert up.parse_switches("Name:\tgone\n") == (0, 0)
+
+    idle = _bench_module("idle_cpu")
+    r = idle.Reading
+    readings = {"reference": r(0.06, 600, 0), "spawn": r(0.12, 180, 6),
+                "orchestrator": r(0.3, 600, 60), "nats": r(0.3, 5400, 0)}
+    lines = idle.report(readings, 60.0, (0.4, 0.5), 2)
+    assert lines[1].split() == ["orchestrator", "0.50", "10.0", "1.0", "500"]
+    assert lines[-2].split()[0] == "reference" and lines[-1].endswith("quiet")
+    assert "BUSY" in idle.report(readings, 60.0, (1.0, 9.5), 2)[-1]
+    # The worst service: not nats-server, not the reference; the most wake-ups of any.
+    assert idle.worst(readings, 60.0) == ("orchestrator", 0.5, 10.0)
+    # A thread that ended takes its switches with it: no negative count.
+    assert idle.used(r(1.0, 10, 5), r(1.5, 8, 7)) == r(0.5, 0, 2)
