@@ -1,7 +1,7 @@
 """The reaper's kernel-table trims (KERNEL_TRIMS) run on a node that holds a lab, and not
 on one that holds none: every trim looks only at the labs in the runtime's state
-directory, so there each found nothing, yet an idle orchestrator ran all five on its
-thread pool every pass (five thread hops and the machine-wide neighbour and conntrack
+directory, so there each found nothing, yet an idle orchestrator ran all seven on its
+thread pool every pass (seven thread hops and the machine-wide neighbour and conntrack
 reads every 5 s). Counted, not timed, on a real LocalRuntime."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from forge.services.orchestrator.reaper import KERNEL_TRIMS, trim_kernel_tables
 from ..support.prefixes import runtime_prefix
 
 TRIMS = ("trim_neighbours", "trim_conntrack", "trim_traffic_control", "trim_nexthops",
-         "trim_routes")
+         "trim_address_labels", "trim_routes", "trim_listen_queues")
 
 
 class CountingRuntime(LocalRuntime):

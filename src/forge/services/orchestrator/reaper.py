@@ -389,7 +389,7 @@ async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
 
 async def trim_kernel_tables(state: OrchestratorState) -> None:
     """One pass of every KERNEL_TRIMS, unless the runtime holds no lab: then each would find
-    nothing, and an idle node saves their five thread hops and machine-wide reads every
+    nothing, and an idle node saves their seven thread hops and machine-wide reads every
     pass. A trim that fails is logged; the others still run."""
     try:
         if not await state.blocking(state.runtime.holds_labs):
