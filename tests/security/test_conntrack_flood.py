@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,6 +57,7 @@ from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import addrlabels, conntrack, listen_queues, nexthops, route_trim
 
 from ..support.one_lab import one_lab
+from ..support.polling import until
 
 pytestmark = pytest.mark.root
 
@@ -194,10 +194,9 @@ def test_a_host_piling_up_conntrack_entries_has_them_flushed(
         workspace = os.path.join(rt.names.data_dir(lab, "flood"), "workspace")
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(rt.exec, lab, "flood", ["python3", "-c", HALF_OPEN], timeout=60)
-            end = time.monotonic() + 60
-            while not os.path.exists(os.path.join(workspace, "ready")):
-                assert time.monotonic() < end and not held.done(), held
-                time.sleep(0.05)
+            until(lambda: held.done() or os.path.exists(os.path.join(workspace, "ready")),
+                  "the flood's sockets held")
+            assert not held.done(), held.result()
             # Counted only while the machine holds many (a listing walks all of its).
             monkeypatch.setattr(listen_queues, "HALF_OPEN_GUARD", held_now + 1_000_000)
             assert rt.trim_listen_queues() == []

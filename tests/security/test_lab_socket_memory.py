@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from forge.runtime.local import listen_queues
 from forge.runtime.local.cgroups import v1_tcp_limit
 from tests.runtime.helpers import simple_lab
 from tests.support.one_lab import one_lab
+from tests.support.polling import until
 
 pytestmark = pytest.mark.root
 
@@ -102,10 +102,9 @@ def test_a_lab_cannot_queue_more_socket_memory_than_its_limit(tmp_path: Path) ->
         workspace = os.path.join(rt.names.data_dir(lab, "box"), "workspace")
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(rt.exec, lab, "box", ["python3", "-c", UNACCEPTED], timeout=60)
-            end = time.monotonic() + 60
-            while not os.path.exists(os.path.join(workspace, "ready")):
-                assert time.monotonic() < end and not held.done(), held
-                time.sleep(0.05)
+            until(lambda: held.done() or os.path.exists(os.path.join(workspace, "ready")),
+                  "the flood's sockets held")
+            assert not held.done(), held.result()
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(listen_queues, "HOST_LIMIT", 100)
                 assert rt.trim_listen_queues() == [(lab, "box", 150)]
