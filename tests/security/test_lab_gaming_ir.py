@@ -473,4 +473,4 @@ def no_answer_in_service_arguments(run: LabRun, marker: bytes, answers: tuple[st
 def test_no_answer_is_an_argument_of_a_lab_service_on_the_machine(runtime: Runtime) -> None:
     """netplus's port (password-cracking's and log-forensics' answers: in their tests)."""
     with harness(runtime, "netplus", ()) as h:
-        no_answer_in_service_arguments(h.launch(), b"pack_sockaddr_in", ("port",), ())
+        no_answer_in_service_arguments(h.launch(), b'pack("S n x12"', ("port",), ())

@@ -96,12 +96,16 @@ def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa
                 time.sleep(0.05)
             assert found[1:] == ("n1", node.url)  # written by the node itself
 
-            # Extend: a body naming a URL is refused; query and headers are ignored (the
-            # node's own answer comes back: too early).
+            # Extend: a body or a query naming a URL is refused (422 naming it); headers are
+            # ignored (the node's own answer comes back: too early).
             resp = client.post(f"/v1/scenarios/{sid}/extend", headers=headers,
                                json={"minutes": 5, **evil})
             assert resp.status_code == 422, resp.text
             resp = client.post(f"/v1/scenarios/{sid}/extend", params=evil, json={"minutes": 5},
+                               headers=headers)
+            assert resp.status_code == 422, resp.text
+            assert resp.json()["details"][0]["field"] == "node_url", resp.text
+            resp = client.post(f"/v1/scenarios/{sid}/extend", json={"minutes": 5},
                                headers={**headers, "x-forge-node-url": trap.url,
                                         "x-forwarded-host": f"127.0.0.1:{trap.port}"})
             assert resp.status_code == 409 and resp.json()["error"] == "too_early", resp.text
@@ -129,7 +133,10 @@ def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa
             assert resp.json()["message"].startswith("lab node n1 is unreachable"), resp.text
             # Destroy, with the same extras, goes to no other server: the node does not
             # answer, so the delete is kept on the lab's row, and said so.
-            resp = client.delete(f"/v1/scenarios/{sid}", params=evil,
+            resp = client.delete(f"/v1/scenarios/{sid}", params=evil, headers=headers)
+            assert resp.status_code == 422, resp.text  # a query naming one: refused
+            assert active_slots(env.state.ctx.db, "t1") == 1
+            resp = client.delete(f"/v1/scenarios/{sid}",
                                  headers={**headers, "x-forge-node-url": trap.url})
             assert resp.status_code == 503 and resp.json()["error"] == "lab_node_unreachable"
             assert "the delete is kept" in resp.json()["message"], resp.text
