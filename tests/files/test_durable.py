@@ -14,7 +14,9 @@ from forge.durable import replace_file, tmp_name
 from forge.evidence.artifact_store import (
     COMPLETION_FILE,
     EVIDENCE_DIR,
+    GRADED_FILE,
     PACK_FILE,
+    SUBMITTED_FILE,
     discard_raw_evidence,
 )
 from forge.grading.live_record import record_path
@@ -72,7 +74,7 @@ def test_discarding_raw_evidence_takes_what_a_crash_left_half_written(tmp_path: 
     evidence.mkdir()
     (evidence / "c1.stdout").write_bytes(b"out")
     live = record_path(evidence)
-    names = [PACK_FILE, COMPLETION_FILE, live.name]
+    names = [PACK_FILE, COMPLETION_FILE, GRADED_FILE, SUBMITTED_FILE, live.name]
     for name in names + [tmp_name(n) for n in names]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "results").mkdir()  # not raw evidence: kept

@@ -48,6 +48,9 @@ EVIDENCE_DIR = "evidence"
 COMPLETION_FILE = "completion.json"
 # A grading's completion kept before its audit entry (`orchestrator.graded_once`).
 GRADED_FILE = "graded.json"
+# A Submit's terminal seal kept on disk (`orchestrator.sealed_on_submit`): of no use once
+# the lab is graded, and a crash while it was written left its temporary file behind.
+SUBMITTED_FILE = "terminals.submitted"
 # The node's terminal recordings (`forge.runtime.recording`) and the live checks' kept
 # outcomes (`forge.grading.live_record`) go with the raw evidence too, and so does what a
 # crash left half-written of the files replaced whole (`forge.durable`).
@@ -55,7 +58,7 @@ _LIVE_RECORD = record_path(Path(EVIDENCE_DIR)).name
 SIGNATURE_NAMES = (SIG_NAME, PUB_NAME)  # what `forge keys resign` replaces, nothing else
 RAW_EVIDENCE = (PACK_FILE, tmp_name(PACK_FILE), EVIDENCE_DIR, COMPLETION_FILE,
                 tmp_name(COMPLETION_FILE), GRADED_FILE, tmp_name(GRADED_FILE), "recordings",
-                _LIVE_RECORD, tmp_name(_LIVE_RECORD))
+                _LIVE_RECORD, tmp_name(_LIVE_RECORD), SUBMITTED_FILE, tmp_name(SUBMITTED_FILE))
 
 
 def discard_raw_evidence(scenario_dir: Path) -> None:

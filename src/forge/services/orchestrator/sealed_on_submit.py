@@ -5,7 +5,8 @@ only (``TerminalSlots``): a node restarted while the submit waited behind other 
 (an upgrade, a crash) forgot it, and the lab, still ``running``, opened a new shell. The
 learner then typed answers after a Submit the dashboard judges on time. So the seal is also
 an empty file in the scenario's folder, written before the terminals close, and a terminal
-request for a lab with that file is sealed again on the spot.
+request for a lab with that file is sealed again on the spot. It goes with the lab's raw
+evidence once the lab is graded (`artifact_store.RAW_EVIDENCE`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.durable import replace_file
+from forge.evidence.artifact_store import SUBMITTED_FILE
 from forge.scenario_paths import scenario_dir
 
-SUBMITTED_FILE = "terminals.submitted"
 SUBMIT_REASON = "submitted"  # why the terminals closed, in the learner's message
 
 
