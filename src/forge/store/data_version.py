@@ -32,6 +32,11 @@ class DataVersion:
         self._file: tuple[int, int] | None = None  # (device, inode) the connection reads
         self._seen: int | None = None
 
+    @property
+    def tracks(self) -> bool:
+        """Whether `changed()` can ever be False (a SQLite file; never for PostgreSQL)."""
+        return self._path is not None
+
     def changed(self) -> bool:
         """True when something may have been committed since the last call."""
         seen, self._seen = self._seen, None

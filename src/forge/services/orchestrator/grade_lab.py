@@ -165,7 +165,7 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
     casts = read_recordings(state.settings.storage_root, scenario_id)
     slog = scenario_log(state.settings.storage_root, scenario_id)
     # A grading cut short after its audit entry is finished as recorded, not run again.
-    event = kept_grading(folder, slog.read_through("scenario.completed"))
+    event = kept_grading(folder, slog)
     if event is None:
         loaded = state.registry.get(row.template_id)
         rendered = render(loaded.template, row.details.get("variables", {}))

@@ -15,6 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from forge.audit.log import AuditLog
 from forge.bus.contracts import ContractError, ScenarioCompletedV1, decode_as, payload
 from forge.bus.subjects import SCENARIO_COMPLETED
 from forge.durable import replace_file
@@ -35,12 +36,13 @@ def keep_grading(folder: Path, event: ScenarioCompletedV1) -> None:
                  json.dumps(payload(event), sort_keys=True).encode())
 
 
-def kept_grading(folder: Path, audit: bytes | None) -> ScenarioCompletedV1 | None:
-    """The completion an earlier grading of this lab kept, when the audit log (`audit`,
+def kept_grading(folder: Path, slog: AuditLog) -> ScenarioCompletedV1 | None:
+    """The completion an earlier grading of this lab kept, when its audit log (`slog`,
     through its `scenario.completed` entry) records that grading's outputs and the
-    evidence folder still holds them; None: the lab is graded (again)."""
+    evidence folder still holds them; None: the lab is graded (again). The log is read
+    only when a kept completion exists (not on every first grading)."""
     path = folder / GRADED_FILE
-    if audit is None or not path.exists():
+    if not path.exists() or (audit := slog.read_through("scenario.completed")) is None:
         return None
     try:
         event = decode_as(ScenarioCompletedV1, SCENARIO_COMPLETED, path.read_bytes())

@@ -20,11 +20,7 @@ from forge.lifecycle.torn_down import discard_scenario_files
 from forge.lifecycle.wanted_delete import DELETE_REASON, delete_wanted
 from forge.runtime.base import Runtime
 from forge.services.orchestrator.end_notices import notice_unnoticed
-from forge.services.orchestrator.grade_lab import (
-    complete,
-    end_without_grading,
-    scenario_dir,
-)
+from forge.services.orchestrator.grade_lab import complete, end_without_grading, scenario_dir
 from forge.services.orchestrator.launch_resume import resume_launch
 from forge.services.orchestrator.node import ROOM_NEEDED_BYTES
 from forge.services.orchestrator.restored_store import complete_as_logged, logged_completion
@@ -98,11 +94,12 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
 LIVE_STATES = (states.RUNNING, states.PENDING, states.LAUNCHING, states.GRADING)
 
 
-def _due_or_none_live(state: OrchestratorState,
-                      now: datetime) -> tuple[list[tuple[str, str]], bool]:
-    """`_due`, and whether the store holds no scenario in a state the reaper acts on."""
+def _due_or_none_live(state: OrchestratorState, now: datetime,
+                      look_live: bool) -> tuple[list[tuple[str, str]], bool]:
+    """`_due`, and (asked only with `look_live`) whether the store holds no scenario in a
+    state the reaper acts on."""
     due = _due(state, now)
-    if due:
+    if due or not look_live:
         return due, False
     with state.ctx.db.read() as sess:
         live = sess.execute(select(Scenario.scenario_id)
@@ -111,17 +108,16 @@ def _due_or_none_live(state: OrchestratorState,
 
 
 async def due_now(state: OrchestratorState) -> list[tuple[str, str]]:
-    """`_due` now, without reading the store while the last read found no live scenario
-    and nothing was committed to it since (SQLite; PostgreSQL is read every pass): time
-    alone makes no scenario due that does not exist. An idle orchestrator read it every
-    pass (5 s), a thread hop and a query, its largest idle cost."""
+    """`_due` now, not read while the last read found no live scenario and nothing was
+    committed since (SQLite; PostgreSQL is read every pass, never asked for live ones): an
+    idle orchestrator read it every pass (5 s), its largest idle cost."""
     if state.reaper_version is None:
         state.reaper_version = DataVersion(state.ctx.db.url)
-    changed = state.reaper_version.changed()  # before the read: a later commit is seen
-    if state.reaper_saw_none and not changed:
+    version = state.reaper_version
+    if not version.changed() and state.reaper_saw_none:  # asked first: later commits seen
         return []
     due, state.reaper_saw_none = await state.blocking(_due_or_none_live, state,
-                                                      datetime.now(UTC))
+                                                      datetime.now(UTC), version.tracks)
     return due
 
 
